@@ -216,7 +216,7 @@ def test_compute_instances_not_found_is_empty():
 )
 def test_gpu_instance_profiles(name, expected):
     profiles = smi.parse_mig_gpu_instance_profiles(read_capture(name))
-    for profile, (pname, pid, slices, memory, total, free) in zip((profiles[0], profiles[-1]), expected):
+    for profile, (pname, pid, slices, memory, total, free) in zip((profiles[0], profiles[-1]), expected, strict=True):
         assert (profile["name"], profile["id"], profile["slices"], profile["max_instances"]) == (pname, pid, slices, total)
         if memory is not None:
             assert profile["memory_mib"] == memory
