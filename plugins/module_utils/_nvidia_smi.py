@@ -352,7 +352,7 @@ def parse_mig_gpu_instance_profiles(text: str) -> list[dict[str, Any]]:
         if len(cells) < 8 or not cells[0].isdigit() or cells[1] != "MIG":
             continue
         name, rest = _profile_name(cells[1:])
-        free, _, total = rest[1].partition("/")
+        free, total = rest[1].split("/")
         slices = re.match(r"^(?:\d+c\.)?(\d+)g\.", name)
         profiles.append(
             {

@@ -34,7 +34,7 @@ seealso:
     description: NVIDIA System Management Interface.
     link: https://docs.nvidia.com/deploy/nvidia-smi/index.html
 author:
-  - llmops.gpu_inference contributors
+  - llmops.gpu_inference maintainers (@llmops)
 """
 
 EXAMPLES = r"""

@@ -66,12 +66,12 @@ def test_nvidia_smi_path_that_does_not_exist_fails_before_running(tmp_path):
 
 def test_driver_not_loaded_is_a_sentence_not_a_traceback():
     text = "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.\n"
-    done, _ = run({}, {"-q -x": (9, text, "")})
+    done = run({}, {"-q -x": (9, text, "")})[0]
     assert done.failed
     assert done.result["msg"].startswith("nvidia-smi could not talk to the NVIDIA driver")
 
 
 def test_truncated_output_fails_clearly():
     text = read_capture("telegraf-tesla-t4-q-x.xml")[:5000]
-    done, _ = run({}, {"-q -x": (0, text, "")})
+    done = run({}, {"-q -x": (0, text, "")})[0]
     assert done.failed and "may have been truncated" in done.result["msg"]

@@ -1,0 +1,138 @@
+# llmops.gpu_inference: the whole development workflow.
+#   make demo          virtualenv + two sandbox GPU hosts + playbooks/site.yml against them
+#   make test          lint, sanity, unit, integration (molecule), build
+#   make sandbox-down  remove the sandbox hosts (network namespaces, bridge, mounts)
+# Everything built or downloaded goes to .build/ (git-ignored). Run as root: the test hosts
+# are network namespaces and systemd-nspawn containers.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT := $(CURDIR)
+BUILD := $(ROOT)/.build
+VENV := $(BUILD)/venv
+BIN := $(VENV)/bin
+TESTHOSTS := $(ROOT)/tests/testhosts/testhosts
+COLLECTION_LINK := $(BUILD)/collections/ansible_collections/llmops/gpu_inference
+SANITY_ROOT := $(BUILD)/sanity/ansible_collections/llmops/gpu_inference
+DEMO := $(BUILD)/demo
+
+# The one toolchain: Python 3.13 (pyenv's on the development image, else python3.13 on PATH).
+PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null))
+HOST_PACKAGES := debootstrap systemd-container openssh-server openssh-client rsync iproute2
+
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(BUILD)/collections
+export ANSIBLE_SSH_CONTROL_PATH_DIR := $(BUILD)/ssh-cp
+export ANSIBLE_NOCOLOR := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+MOLECULE_SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/gpu_node_*/molecule.yml))))
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+# ---------------------------------------------------------------------------------------------
+# Set-up
+# ---------------------------------------------------------------------------------------------
+
+.PHONY: host-deps
+host-deps: ## Install the Debian packages the test hosts need (root)
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "Installing" $$missing; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+
+$(VENV)/.stamp: requirements/dev.txt
+	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found: install it (pyenv install 3.13) or set PYTHON313=/path/to/python3.13"; exit 1; }
+	rm -rf $(VENV)
+	$(PYTHON313) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements/dev.txt
+	touch $@
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn ../../../.. $@
+
+.PHONY: venv
+venv: $(VENV)/.stamp $(COLLECTION_LINK) ## Create the pinned Python 3.13 toolchain in .build/venv
+
+# ---------------------------------------------------------------------------------------------
+# Demo: the main job on the built-in sandbox
+# ---------------------------------------------------------------------------------------------
+
+.PHONY: demo
+demo: venv host-deps sandbox-up ## Bring up two sandbox GPU hosts and run playbooks/site.yml against them
+	mkdir -p $(DEMO)
+	ANSIBLE_CONFIG=$(ROOT)/inventories/sandbox/ansible.cfg \
+	ANSIBLE_LOG_PATH=$(DEMO)/site.log \
+	ANSIBLE_CACHE_PLUGIN_CONNECTION=$(DEMO)/facts \
+	  $(BIN)/ansible-playbook -i inventories/sandbox/hosts.yml -i $(BUILD)/hosts/sandbox/inventory.yml playbooks/site.yml
+	@echo
+	@echo "Results:"
+	@echo "  run log:            $(DEMO)/site.log"
+	@echo "  facts of each host: $(DEMO)/facts/<host> (ansible_facts.nvidia among them)"
+	@echo "  the sandbox hosts:  $(BUILD)/hosts/sandbox/inventory.yml (ssh as root with the key beside it)"
+	@echo "Remove the sandbox with: make sandbox-down"
+
+.PHONY: sandbox-up
+sandbox-up: venv host-deps ## Start the two sandbox hosts and install their simulated GPUs
+	$(TESTHOSTS) up --env sandbox --count 2
+	ANSIBLE_CONFIG=$(ROOT)/inventories/sandbox/ansible.cfg \
+	  $(BIN)/ansible-playbook -i inventories/sandbox/hosts.yml -i $(BUILD)/hosts/sandbox/inventory.yml tests/playbooks/sandbox_gpus.yml
+
+.PHONY: sandbox-down
+sandbox-down: ## Remove the sandbox hosts, their namespaces, bridge and mounts
+	$(TESTHOSTS) down --env sandbox
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+# ---------------------------------------------------------------------------------------------
+
+.PHONY: test
+test: lint sanity unit integration build ## Everything CI runs
+
+.PHONY: lint
+lint: venv ## yamllint, ansible-lint, ruff, mypy, argument_specs against defaults, changelog
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --offline
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy plugins/module_utils
+	$(BIN)/python tests/tools/check_argument_specs.py roles
+	$(BIN)/antsibull-changelog lint
+
+.PHONY: sanity
+sanity: venv ## ansible-test sanity on a copy of the working tree (no ignore files)
+	rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_ROOT)
+	git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --ignore-missing-args --files-from=- ./ $(SANITY_ROOT)/
+	cd $(SANITY_ROOT) && git init -q && git add -A
+	pip_version=$$(sed -n "s/^ *pip='\(.*\)',$$/\1/p" $$($(BIN)/python -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')/_internal/python_requirements.py); \
+	  mkdir -p $(BUILD)/home/.ansible/test/cache && \
+	  cp tests/tools/get_pip_offline.py $(BUILD)/home/.ansible/test/cache/get_pip_$${pip_version//./_}.py
+	cd $(SANITY_ROOT) && HOME=$(BUILD)/home $(BIN)/ansible-test sanity --venv --python 3.13 --color no
+
+.PHONY: unit
+unit: venv ## pytest: module_utils, modules, the simulator
+	$(BIN)/pytest -q
+
+.PHONY: integration
+integration: venv host-deps ## Molecule scenarios on real test hosts (MOLECULE_SCENARIOS=... to pick)
+	for scenario in $(MOLECULE_SCENARIOS); do \
+	  echo "=== molecule test -s $$scenario"; $(BIN)/molecule test -s $$scenario; \
+	done
+
+.PHONY: build
+build: venv ## Build the collection, install it, and check ansible-doc shows every module
+	rm -rf $(BUILD)/dist $(BUILD)/installed && mkdir -p $(BUILD)/dist
+	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist .
+	$(BIN)/ansible-galaxy collection install --offline --no-deps -p $(BUILD)/installed $(BUILD)/dist/llmops-gpu_inference-*.tar.gz
+	for module in $$(ls plugins/modules | sed -n 's/\.py$$//p'); do \
+	  ANSIBLE_COLLECTIONS_PATH=$(BUILD)/installed $(BIN)/ansible-doc llmops.gpu_inference.$$module > /dev/null; \
+	  ANSIBLE_COLLECTIONS_PATH=$(BUILD)/installed $(BIN)/ansible-doc --json llmops.gpu_inference.$$module \
+	    | $(BIN)/python tests/tools/check_module_doc.py llmops.gpu_inference.$$module; \
+	done
+
+.PHONY: clean
+clean: sandbox-down ## Remove the sandbox and everything under .build except the cached rootfs
+	find $(BUILD) -mindepth 1 -maxdepth 1 ! -name rootfs -exec rm -rf {} +
