@@ -126,9 +126,9 @@ integration: venv host-deps ## Molecule scenarios on real test hosts (MOLECULE_S
 build: venv ## Build the collection, install it, and check ansible-doc shows every module
 	rm -rf $(BUILD)/dist $(BUILD)/installed && mkdir -p $(BUILD)/dist
 	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist .
-	$(BIN)/ansible-galaxy collection install --offline --no-deps -p $(BUILD)/installed $(BUILD)/dist/llmops-gpu_inference-*.tar.gz
+	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/installed $(BIN)/ansible-galaxy collection install --offline --no-deps --force \
+	  -p $(BUILD)/installed $(BUILD)/dist/llmops-gpu_inference-*.tar.gz
 	for module in $$(ls plugins/modules | sed -n 's/\.py$$//p'); do \
-	  ANSIBLE_COLLECTIONS_PATH=$(BUILD)/installed $(BIN)/ansible-doc llmops.gpu_inference.$$module > /dev/null; \
 	  ANSIBLE_COLLECTIONS_PATH=$(BUILD)/installed $(BIN)/ansible-doc --json llmops.gpu_inference.$$module \
 	    | $(BIN)/python tests/tools/check_module_doc.py llmops.gpu_inference.$$module; \
 	done

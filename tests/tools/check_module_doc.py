@@ -26,7 +26,10 @@ def return_problems(values: dict, path: str = "", top: bool = True) -> list[str]
 
 def main() -> int:
     name = sys.argv[1]
-    entry = json.load(sys.stdin)[name]
+    entry = json.load(sys.stdin).get(name)
+    if entry is None:
+        print(f"{name}: ansible-doc does not know this module (is the collection installed?)")
+        return 1
     doc, examples, returns = entry["doc"], entry.get("examples") or "", entry.get("return") or {}
     required = ("short_description", "version_added", "description", "author", "attributes")
     problems = [f"DOCUMENTATION has no {field}" for field in required if not doc.get(field)]
