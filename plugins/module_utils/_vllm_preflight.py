@@ -45,7 +45,8 @@ Capability = Tuple[int, int]
 # "empirically ~1-5 GiB/GPU (heuristic, verify with the startup log)"; ref §2.6 assumes 4 GiB on an
 # 80 GB H100. The activation peak grows with max_num_batched_tokens, whose API-server default vLLM
 # raises from 2048 to 8192 on devices with >= 70 GiB that are not A100s (ref §2.3, arg_utils
-# `_set_default_args`), so the overhead follows the same split:
+# `_set_default_args`), so the overhead follows the same split. 4 GiB is the reference's figure; 2 GiB for a
+# quarter of the batch is this module's choice inside the reference's range, not a measurement.
 OVERHEAD_GIB_LARGE_BATCH = 4.0  # >= 70 GiB device, not an A100: 8192 batched tokens, 1024 seqs
 OVERHEAD_GIB_SMALL_BATCH = 2.0  # everything else (every MIG slice, 40-48 GB cards): 2048 tokens, 256 seqs
 LARGE_BATCH_MIN_DEVICE_GIB = 70
@@ -152,6 +153,10 @@ MIG_SLICE_MEMORY_MIB: dict[str, int] = {
     "2g.24gb": 22138,  # H100 NVL
     "3g.47gb": 47493,  # H100 NVL 46.38 GiB
     "4g.47gb": 47493,  # H100 NVL
+    "7g.94gb": 95354,  # H100 NVL 93.12 GiB
+    "3g.48gb": 47616,  # GH200-96GB 46.50 GiB
+    "4g.48gb": 47616,  # GH200-96GB
+    "7g.96gb": 95232,  # GH200-96GB 93.00 GiB
     "1g.18gb": 16384,  # H200
     "2g.35gb": 33280,  # H200
     "3g.71gb": 71424,  # H200
