@@ -25,7 +25,9 @@ HOST_PACKAGES := debootstrap systemd-container openssh-server openssh-client rsy
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(BUILD)/collections
 export ANSIBLE_SSH_CONTROL_PATH_DIR := $(BUILD)/ssh-cp
+export ANSIBLE_HOME := $(BUILD)/ansible-home
 export ANSIBLE_NOCOLOR := 1
+export NO_COLOR := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 MOLECULE_SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/gpu_node_*/molecule.yml))))
@@ -79,7 +81,7 @@ demo: venv host-deps sandbox-up ## Bring up two sandbox GPU hosts and run playbo
 sandbox-up: venv host-deps ## Start the two sandbox hosts and install their simulated GPUs
 	$(TESTHOSTS) up --env sandbox --count 2
 	ANSIBLE_CONFIG=$(ROOT)/inventories/sandbox/ansible.cfg \
-	  $(BIN)/ansible-playbook -i inventories/sandbox/hosts.yml -i $(BUILD)/hosts/sandbox/inventory.yml tests/playbooks/sandbox_gpus.yml
+	  $(BIN)/ansible-playbook -i inventories/sandbox/hosts.yml -i $(BUILD)/hosts/sandbox/inventory.yml tests/playbooks/gpu_hosts.yml
 
 .PHONY: sandbox-down
 sandbox-down: ## Remove the sandbox hosts, their namespaces, bridge and mounts
