@@ -68,14 +68,18 @@ demo: venv host-deps sandbox-up ## Bring up two sandbox GPU hosts and run playbo
 	mkdir -p $(DEMO)
 	ANSIBLE_CONFIG=$(ROOT)/inventories/sandbox/ansible.cfg \
 	ANSIBLE_LOG_PATH=$(DEMO)/site.log \
-	ANSIBLE_CACHE_PLUGIN_CONNECTION=$(DEMO)/facts \
 	  $(BIN)/ansible-playbook -i inventories/sandbox/hosts.yml -i $(BUILD)/hosts/sandbox/inventory.yml playbooks/site.yml
+	ANSIBLE_CONFIG=$(ROOT)/inventories/sandbox/ansible.cfg \
+	  $(BIN)/ansible-playbook -i inventories/sandbox/hosts.yml -i $(BUILD)/hosts/sandbox/inventory.yml \
+	  -e summary_path=$(DEMO)/summary.md tests/playbooks/demo_summary.yml > $(DEMO)/summary.log
+	@echo
+	@cat $(DEMO)/summary.md
 	@echo
 	@echo "Results:"
-	@echo "  run log:            $(DEMO)/site.log"
-	@echo "  facts of each host: $(DEMO)/facts/<host> (ansible_facts.nvidia among them)"
-	@echo "  the sandbox hosts:  $(BUILD)/hosts/sandbox/inventory.yml (ssh as root with the key beside it)"
-	@echo "Remove the sandbox with: make sandbox-down"
+	@echo "  summary:           $(DEMO)/summary.md"
+	@echo "  run log:           $(DEMO)/site.log"
+	@echo "  the sandbox hosts: $(BUILD)/hosts/sandbox/inventory.yml (ssh as root with the key beside it)"
+	@echo "Run it again to see changed=0; remove the sandbox with: make sandbox-down"
 
 .PHONY: sandbox-up
 sandbox-up: venv host-deps ## Start the two sandbox hosts and install their simulated GPUs
