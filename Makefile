@@ -30,7 +30,7 @@ export ANSIBLE_NOCOLOR := 1
 export NO_COLOR := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-MOLECULE_SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/gpu_node_*/molecule.yml))))
+MOLECULE_SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
 .PHONY: help
 help: ## List the targets
