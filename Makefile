@@ -142,3 +142,7 @@ build: venv ## Build the collection, install it, and check ansible-doc shows eve
 .PHONY: clean
 clean: sandbox-down ## Remove the sandbox and everything under .build except the cached rootfs
 	find $(BUILD) -mindepth 1 -maxdepth 1 ! -name rootfs -exec rm -rf {} +
+
+.PHONY: bench
+bench: venv host-deps ## Benchmarks as ratios against same-run baselines; writes bench/RESULTS.md (not part of test)
+	$(BIN)/python bench/bench.py
