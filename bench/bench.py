@@ -53,7 +53,7 @@ CONTROLLER_ACTIONS = {
 
 def median_time(func, repeat: int) -> float:
     samples = []
-    for _ in range(repeat):
+    for _attempt in range(repeat):
         start = time.perf_counter()
         func()
         samples.append(time.perf_counter() - start)
@@ -171,7 +171,7 @@ def bench_fleet(sizes: list[int], repeat: int) -> list[tuple[str, str, str]]:
                 + "".join(f"    - name: Ping {n}\n      ansible.builtin.ping:\n" for n in range(pings))
             )
             role_times, ping_times = [], []
-            for _ in range(repeat):  # interleaved, so drift hits both alike
+            for _attempt in range(repeat):  # interleaved, so drift hits both alike
                 ping_times.append(timed_playbook([*inventory, str(ping_playbook)], env))
                 role_times.append(timed_playbook([*inventory, "-e", "gpu_node_hosts=testhosts", "playbooks/gpu_node.yml"], env))
             role, ping = statistics.median(role_times), statistics.median(ping_times)
