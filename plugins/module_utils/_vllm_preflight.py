@@ -30,6 +30,23 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence, Tuple
 
+from ansible_collections.llmops.gpu_inference.plugins.module_utils._model_config import (
+    DTYPE_KEYS,
+    HIDDEN_SIZE_KEYS,
+    INTERMEDIATE_SIZE_KEYS,
+    NUM_HEADS_KEYS,
+    NUM_KV_HEADS_KEYS,
+    NUM_LAYERS_KEYS,
+    VOCAB_SIZE_KEYS,
+    config_sections,
+    derived_max_len,
+    dtype_name,
+    has_encoders,
+    quantization_method,
+)
+from ansible_collections.llmops.gpu_inference.plugins.module_utils._model_config import is_int as _is_int
+from ansible_collections.llmops.gpu_inference.plugins.module_utils._model_config import lookup as _lookup
+
 MIB = 1024**2
 GIB = 1024**3
 
@@ -183,21 +200,7 @@ ADDED_FLAGS: tuple[tuple[str, Version, str], ...] = (
     ("--disable-access-log-for-endpoints", (0, 16, 0), "vllm#30011"),
 )
 
-# --- config.json keys ----------------------------------------------------------------------------
-# vLLM `_get_and_verify_max_len`: the smallest of these is the model's maximum length.
-MAX_LEN_KEYS = (
-    "max_position_embeddings",
-    "n_positions",
-    "max_seq_len",
-    "seq_length",
-    "model_max_length",
-    "max_target_positions",
-    "max_sequence_length",
-    "max_seq_length",
-    "seq_len",
-)
-DEFAULT_MAX_LEN = 2048  # what vLLM assumes when none of MAX_LEN_KEYS is present
-ROPE_TYPES_ALREADY_SCALED = ("su", "longrope", "llama3")  # max_position_embeddings already covers them
+# --- config.json keys (the shared ones, and the maximum-length rule, are in _model_config) ---------
 MOE_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
 
 
@@ -233,58 +236,17 @@ class ModelFacts:
     has_encoders: bool  # multimodal: the config describes vision/audio towers besides the LM
 
 
-def _lookup(sections: Sequence[Mapping[str, Any]], *keys: str) -> Any:
-    for section in sections:
-        for key in keys:
-            value = section.get(key)
-            if value is not None:
-                return value
-    return None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _positive_int(value: Any, what: str) -> int:
     if not _is_int(value) or value <= 0:
         raise PreflightInputError(f"model_config: {what} is {value!r}, expected a positive integer")
     return value
 
 
-def derived_max_len(sections: Sequence[Mapping[str, Any]], model_type: str) -> tuple[int, str]:
-    """The longest context vLLM accepts without VLLM_ALLOW_LONG_MAX_MODEL_LEN, and where it comes from."""
-    found: list[tuple[int, str]] = []
-    for section in sections:  # the language model's own section first
-        found = [(section[key], key) for key in MAX_LEN_KEYS if _is_int(section.get(key))]
-        if found:
-            break
-    if not found:
-        return DEFAULT_MAX_LEN, f"vLLM's default of {DEFAULT_MAX_LEN}: config.json has none of {', '.join(MAX_LEN_KEYS)}"
-    length, key = min(found)
-    model_max_length = {name: value for value, name in found}.get("model_max_length")
-    if model_max_length is not None:  # Command-R/Cohere: vLLM takes it over the smaller keys
-        length, key = model_max_length, "model_max_length"
-    source = f"{key} {length}"
-    rope = _lookup(sections, "rope_scaling")
-    if isinstance(rope, Mapping) and "gemma3" not in model_type:
-        rope_type = rope.get("rope_type") or rope.get("type") or "default"
-        factor = rope.get("factor", 1.0)
-        if rope_type not in ROPE_TYPES_ALREADY_SCALED and isinstance(factor, (int, float)) and factor != 1:
-            if rope_type == "yarn" and isinstance(rope.get("original_max_position_embeddings"), int):
-                length = rope["original_max_position_embeddings"]
-                source = f"original_max_position_embeddings {length}"
-            length = int(length * factor)
-            source += f" x rope_scaling factor {factor:g} ({rope_type})"
-    return length, source
-
-
 def model_facts(config: Mapping[str, Any]) -> ModelFacts:
     """Read a config.json; multimodal configs keep the language model under ``text_config``."""
     if not isinstance(config, Mapping):
         raise PreflightInputError(f"model_config must be a JSON object (config.json), got {type(config).__name__}")
-    text = config.get("text_config") or config.get("llm_config")
-    sections: list[Mapping[str, Any]] = [text, config] if isinstance(text, Mapping) else [config]
+    sections = config_sections(config)
 
     def required(what: str, *keys: str) -> int:
         value = _lookup(sections, *keys)
@@ -294,17 +256,17 @@ def model_facts(config: Mapping[str, Any]) -> ModelFacts:
         return _positive_int(value, what)
 
     model_type = str(_lookup(sections, "model_type") or "")
-    hidden = required("hidden_size", "hidden_size", "n_embd", "d_model")
-    layers = required("num_hidden_layers", "num_hidden_layers", "n_layer", "num_layers")
-    heads = required("num_attention_heads", "num_attention_heads", "n_head", "num_heads")
-    kv_heads = _lookup(sections, "num_key_value_heads", "num_kv_heads", "multi_query_group_num")
+    hidden = required("hidden_size", *HIDDEN_SIZE_KEYS)
+    layers = required("num_hidden_layers", *NUM_LAYERS_KEYS)
+    heads = required("num_attention_heads", *NUM_HEADS_KEYS)
+    kv_heads = _lookup(sections, *NUM_KV_HEADS_KEYS)
     kv_heads = heads if kv_heads is None else _positive_int(kv_heads, "num_key_value_heads")
     head_dim = _lookup(sections, "head_dim")
     head_dim = hidden // heads if head_dim is None else _positive_int(head_dim, "head_dim")
-    intermediate = _lookup(sections, "intermediate_size", "ffn_hidden_size", "n_inner")
-    vocab = _lookup(sections, "vocab_size", "padded_vocab_size")
+    intermediate = _lookup(sections, *INTERMEDIATE_SIZE_KEYS)
+    vocab = _lookup(sections, *VOCAB_SIZE_KEYS)
     tie = _lookup(sections, "tie_word_embeddings")
-    torch_dtype = _lookup(sections, "torch_dtype", "dtype")
+    torch_dtype = _lookup(sections, *DTYPE_KEYS)
     quant = _lookup(sections, "quantization_config")
     quant = quant if isinstance(quant, Mapping) else {}
     kv_lora_rank = _lookup(sections, "kv_lora_rank")
@@ -319,14 +281,14 @@ def model_facts(config: Mapping[str, Any]) -> ModelFacts:
         intermediate_size=intermediate if _is_int(intermediate) else None,
         vocab_size=vocab if _is_int(vocab) else None,
         tie_word_embeddings=True if tie is None else bool(tie),  # transformers' PretrainedConfig default
-        torch_dtype=str(torch_dtype).replace("torch.", "") if torch_dtype else None,
+        torch_dtype=dtype_name(torch_dtype),
         max_len=max_len,
         max_len_source=max_len_source,
-        quant_method=str(quant["quant_method"]).lower() if quant.get("quant_method") else None,
+        quant_method=quantization_method(quant),
         quant_config=quant,
         mla_kv_dim=kv_lora_rank + int(_lookup(sections, "qk_rope_head_dim") or 0) if _is_int(kv_lora_rank) else None,
         is_moe=any(_is_int(_lookup(sections, key)) and _lookup(sections, key) > 1 for key in MOE_KEYS),
-        has_encoders=isinstance(text, Mapping) or any(key in config for key in ("vision_config", "audio_config")),
+        has_encoders=has_encoders(config),
     )
 
 
