@@ -202,6 +202,7 @@ def _parse_gpu(index: int, gpu: ET.Element) -> dict[str, Any]:
         "architecture": _clean(_find(gpu, "product_architecture")),
         "pci_bus_id": _clean(_find(gpu, "pci/pci_bus_id")) or _clean(gpu.get("id")),
         "pci_device_id": _pci_device_id(_find(gpu, "pci/pci_device_id")),
+        "pci_sub_system_id": _pci_device_id(_find(gpu, "pci/pci_sub_system_id")),
         "memory_total_mib": _int(_find(gpu, "fb_memory_usage/total")),
         "memory_used_mib": _int(_find(gpu, "fb_memory_usage/used")),
         "mig_mode_current": _mode(_find(gpu, "mig_mode/current_mig")),
@@ -438,7 +439,7 @@ def explain_failure(args: list[str], rc: int, out: str, err: str) -> str:
     return f"'{' '.join(args)}' failed with exit code {rc}: {said or 'no output'}"
 
 
-def _no_instances(rc: int, out: str, err: str) -> bool:
+def no_instances_listed(rc: int, out: str, err: str) -> bool:
     """-lgi/-lci exit non-zero with 'No GPU instances found' / 'No compute instances found' when empty."""
     return rc != 0 and re.search(r"No (GPU|compute) instances? found", (out or "") + (err or "")) is not None
 
@@ -451,7 +452,7 @@ def gather(binary: str, run: Runner) -> dict[str, Any]:
         rc, out, err = run(argv)
         if rc == 0:
             return out
-        if empty_ok and _no_instances(rc, out, err):
+        if empty_ok and no_instances_listed(rc, out, err):
             return ""
         raise NvidiaSmiError(explain_failure(argv, rc, out, err))
 

@@ -84,6 +84,7 @@ ansible_facts:
               architecture: Hopper
               pci_bus_id: "00000000:18:00.0"
               pci_device_id: "0x233010DE"
+              pci_sub_system_id: "0x16C110DE"
               memory_total_mib: 81559
               memory_used_mib: 0
               mig_mode_current: enabled
@@ -125,6 +126,9 @@ ansible_facts:
               type: str
             pci_device_id:
               description: PCI device and vendor id as C(0xDDDDVVVV), the form mig-parted's C(device-filter) matches.
+              type: str
+            pci_sub_system_id:
+              description: PCI subsystem id as C(0xSSSSVVVV) (a C(device-filter) may add it after a colon); C(null) when not reported.
               type: str
             memory_total_mib:
               description: Total framebuffer memory in MiB.

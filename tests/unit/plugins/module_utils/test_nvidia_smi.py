@@ -88,7 +88,7 @@ def test_power_readings_old_and_new_schema():
 
 def test_mig_enabled_xml_lists_devices_by_gi_and_ci():
     gpu = smi.parse_query_xml(read_capture("netdata-a100-sxm4-mig-q-x.xml"))["gpus"][0]
-    assert gpu["pci_device_id"] == "0x20B010DE"
+    assert (gpu["pci_device_id"], gpu["pci_sub_system_id"]) == ("0x20B010DE", "0x134F10DE")
     assert gpu["utilization_gpu_pct"] is None  # N/A on MIG-enabled GPUs
     assert [(d["index"], d["gi_id"], d["ci_id"], d["memory_mib"]) for d in gpu["mig_devices"]] == [(0, 1, 0, 19968), (1, 2, 0, 19968)]
 
