@@ -120,7 +120,7 @@ sanity: venv ## ansible-test sanity on a copy of the working tree (no ignore fil
 
 .PHONY: unit
 unit: venv ## pytest: module_utils, modules, the simulator
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 .PHONY: integration
 integration: venv host-deps ## Molecule scenarios on real test hosts (MOLECULE_SCENARIOS=... to pick)
