@@ -365,7 +365,7 @@ def test_seed_guide_7x_1g5gb_fits_only_the_a100_40gb(model, model_gpus):
     plan = plan_of(gpus, driver, SEED_GUIDE_7X_1G5GB)
     if model.startswith("A100-40GB"):
         assert plan.errors == []
-        assert plan.gpus[0].create and {p.id for _, p, _ in plan.gpus[0].create} == {19}
+        assert plan.gpus[0].create and {p.id for _name, p, _start in plan.gpus[0].create} == {19}
     else:
         (error,) = plan.errors
         assert error.startswith(f"GPU 0 ({MODELS[model][0]}), config 'test' entry 1: profile '1g.5gb' is not offered by this GPU with driver {driver}")
@@ -404,7 +404,7 @@ def test_profile_names_resolve_to_ids_per_gpu_model(model_gpus):
     for model in ("A100-40GB", "A100-80GB", "H100"):
         gpus, driver = model_gpus(model)
         plan = plan_of(gpus, driver, document, "all-1g.10gb")
-        ids[model] = [(p.id, p.memory_slices) for _, p, _ in plan.gpus[0].create]
+        ids[model] = [(p.id, p.memory_slices) for _name, p, _start in plan.gpus[0].create]
     assert ids == {"A100-40GB": [(15, 2)] * 4, "A100-80GB": [(19, 1)] * 4, "H100": [(19, 1)] * 4}
 
 
@@ -531,7 +531,7 @@ def test_device_filter_matches_the_pci_id_and_the_subsystem_when_given(model_gpu
 
 def test_a_gpu_with_mig_off_borrows_the_listing_of_an_enabled_twin(model_gpus):
     enabled, driver = model_gpus("H100", count=1)
-    off, _ = model_gpus("H100", count=2, mig="disabled")
+    off, _listing = model_gpus("H100", count=2, mig="disabled")
     gpus = [enabled[0], off[1]]
     assert gpus[1].profiles == {}
     borrow_profiles(gpus)
@@ -563,7 +563,7 @@ def test_without_any_listing_the_check_waits_for_mig_mode(model_gpus):
 
 
 def test_placement_search_and_the_drivers_lowest_free_start(model_gpus):
-    (gpu,), _ = model_gpus("A100-40GB")
+    (gpu,), _listing = model_gpus("A100-40GB")
     p = gpu.profiles
     balanced = [(p["3g.20gb"], None), (p["2g.10gb"], None), (p["1g.5gb"], None), (p["1g.5gb"], None)]
     assert find_placement(balanced) is not None
@@ -762,7 +762,7 @@ def test_one_gpu_of_eight_differs_costs_a_fraction_of_destroy_all_and_recreate(m
     commands = sum(2 * bool(p.destroy) + bool(p.create) for p in plan.gpus)
     instance_ops = sum(len(p.destroy) + len(p.create) for p in plan.gpus)
     # Destroy all and recreate: -dci, -dgi and -cgi on every GPU, every instance out and back in.
-    everything = [(p.gpu.instances, [w.profile for w in p.entry.mig_devices for _ in range(w.count)]) for p in plan.gpus]
+    everything = [(p.gpu.instances, [w.profile for w in p.entry.mig_devices for _copy in range(w.count)]) for p in plan.gpus]
     destroy_all_commands = 3 * len(everything)
     # mig-parted: GPUs whose profile multiset differs lose all their instances and get the whole layout again.
     differing = [(have, want) for have, want in everything if sorted(i.profile for i in have) != sorted(want)]
@@ -842,8 +842,8 @@ def test_real_mig_parted_examples_on_a_simulated_a100_40gb_host(host):
     document = mig_parted("examples-config.yaml")
     h.apply(document, "custom-config")
     assert [h.modes(i)[0] for i in range(8)] == ["Disabled"] * 4 + ["Enabled"] * 4
-    assert [p for p, _ in h.instances(4)] == ["1g.5gb"] * 7
-    assert sorted(p for p, _ in h.instances(7)) == ["1g.5gb", "1g.5gb", "2g.10gb", "3g.20gb"]
+    assert [p for p, _start in h.instances(4)] == ["1g.5gb"] * 7
+    assert sorted(p for p, _start in h.instances(7)) == ["1g.5gb", "1g.5gb", "2g.10gb", "3g.20gb"]
     assert h.apply(document, "custom-config")["changed"] is False
     # From custom-config to all-balanced: GPU 7 already holds it and is left alone.
     result = h.apply(document, "all-balanced")
@@ -999,7 +999,7 @@ def test_a_driver_that_creates_less_than_it_says_gets_the_rest_in_another_call(h
 
     result = apply_layout("nvidia-smi", Driver(h, drops_the_last), layout("all", **BALANCED), "test")
     assert h.mutations() == [["mig", "-i", "0", "-cgi", "14,9,19,19", "-C"], ["mig", "-i", "0", "-cgi", "19", "-C"]]
-    assert sorted(p for p, _ in h.instances(0)) == ["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"]
+    assert sorted(p for p, _start in h.instances(0)) == ["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"]
     assert any("placed them elsewhere; creating the other 1" in w for w in result["warnings"])
 
 

@@ -109,7 +109,7 @@ def test_every_command_is_an_argv_list_in_the_c_locale(node):
     with patch.object(mig_layout.AnsibleModule, "run_command", recording):
         assert not n.run(config=BALANCED, config_name="balanced").failed
     assert seen and all(isinstance(args, list) and env == {"LC_ALL": "C"} for args, env in seen)
-    assert [args[1:] for args, _ in seen][:2] == [["-q", "-x"], ["-i", "0", "-mig", "1"]]
+    assert [args[1:] for args, _env in seen][:2] == [["-q", "-x"], ["-i", "0", "-mig", "1"]]
 
 
 def test_real_mig_parted_file_from_config_path(node):
