@@ -22,6 +22,7 @@ The XML schema drifted from DTD v9 to v13 (``power_readings`` became ``gpu_power
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 from typing import Any, Callable, List, Tuple
@@ -466,3 +467,27 @@ def gather(binary: str, run: Runner) -> dict[str, Any]:
             parse_mig_gpu_instance_profiles(call("mig", "-lgip")),
         )
     return facts
+
+
+def module_runner(module: Any) -> tuple[str, Runner]:
+    """The nvidia-smi a module should run, and a runner for it; fails the module when there is none.
+
+    ``module`` is the calling AnsibleModule (duck-typed, so this file stays free of it), with an
+    ``nvidia_smi_path`` option: the given path, else nvidia-smi on PATH. The runner passes argv as
+    a list (no shell) in the C locale, so numbers and messages are never localised.
+    """
+    binary = module.params["nvidia_smi_path"]
+    if binary is None:
+        binary = module.get_bin_path("nvidia-smi")
+        if binary is None:
+            module.fail_json(
+                msg="nvidia-smi was not found on PATH: is the NVIDIA driver installed on this node? "
+                "If the GPU Operator's driver container provides it, set nvidia_smi_path."
+            )
+    elif not os.access(binary, os.X_OK):
+        module.fail_json(msg=f"nvidia_smi_path {binary} does not exist or is not executable.")
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        return module.run_command(argv, environ_update={"LC_ALL": "C"})
+
+    return binary, run

@@ -239,12 +239,11 @@ errors:
     - "GPU 0 (NVIDIA H100 80GB HBM3), config 'seed' entry 1: profile '1g.5gb' is not offered by this GPU with driver 550.90.07 (...)"
 """
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmops.gpu_inference.plugins.module_utils._mig_layout import ApplyError, LayoutError, apply_layout, load_document_text
-from ansible_collections.llmops.gpu_inference.plugins.module_utils._nvidia_smi import NvidiaSmiError
+from ansible_collections.llmops.gpu_inference.plugins.module_utils._nvidia_smi import NvidiaSmiError, module_runner
 
 
 def main() -> None:
@@ -261,19 +260,7 @@ def main() -> None:
         required_one_of=[("config", "config_path")],
         supports_check_mode=True,
     )
-    binary = module.params["nvidia_smi_path"]
-    if binary is None:
-        binary = module.get_bin_path("nvidia-smi")
-        if binary is None:
-            module.fail_json(
-                msg="nvidia-smi was not found on PATH: is the NVIDIA driver installed on this node? "
-                "If the GPU Operator's driver container provides it, set nvidia_smi_path."
-            )
-    elif not os.access(binary, os.X_OK):
-        module.fail_json(msg=f"nvidia_smi_path {binary} does not exist or is not executable.")
-
-    def run(argv: list[str]) -> tuple[int, str, str]:
-        return module.run_command(argv, environ_update={"LC_ALL": "C"})
+    binary, run = module_runner(module)
 
     try:
         document = module.params["config"]

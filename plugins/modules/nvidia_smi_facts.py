@@ -199,28 +199,15 @@ ansible_facts:
               elements: dict
 """
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.llmops.gpu_inference.plugins.module_utils._nvidia_smi import NvidiaSmiError, gather
+from ansible_collections.llmops.gpu_inference.plugins.module_utils._nvidia_smi import NvidiaSmiError, gather, module_runner
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=dict(nvidia_smi_path=dict(type="path")), supports_check_mode=True)
-    binary = module.params["nvidia_smi_path"]
-    if binary is None:
-        binary = module.get_bin_path("nvidia-smi")
-        if binary is None:
-            module.fail_json(
-                msg="nvidia-smi was not found on PATH: is the NVIDIA driver installed on this node? "
-                "If the GPU Operator's driver container provides it, set nvidia_smi_path."
-            )
-    elif not os.access(binary, os.X_OK):
-        module.fail_json(msg=f"nvidia_smi_path {binary} does not exist or is not executable.")
-
-    def run(argv: list[str]) -> tuple[int, str, str]:
-        return module.run_command(argv, environ_update={"LC_ALL": "C"})
+    binary, run = module_runner(module)
 
     try:
         facts = gather(binary, run)
