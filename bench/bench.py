@@ -6,6 +6,9 @@ run in the same invocation, interleaved with it, median of --repeat runs. Sectio
 - facts: nvidia_smi_facts' parsing (the whole gather() with its joins) of the largest real ``-q -x``
   capture and of a simulated 8x H100 with 7 MIG devices each, against the simulator call that
   produced the 8x H100 output.
+- mig: mutating nvidia-smi commands mig_layout runs to move an 8x H100 node (simulated) from one
+  layout to another where one GPU differs, against destroying and recreating every GPU's instances
+  (both run for real against the simulator and counted).
 - fleet: the gpu_node role's second run (nothing to change) on 4, 8 and 16 test hosts against a
   playbook running ansible.builtin.ping as many times per host as the role runs tasks there.
 
@@ -33,7 +36,7 @@ FIXTURES = Path(os.environ.get("NVIDIA_SMI_FIXTURES", ROOT.parent / "shared" / "
 TESTHOSTS = ROOT / "tests" / "testhosts" / "testhosts"
 sys.path.insert(0, str(BUILD / "collections"))
 
-from ansible_collections.llmops.gpu_inference.plugins.module_utils import _nvidia_smi  # noqa: E402
+from ansible_collections.llmops.gpu_inference.plugins.module_utils import _mig_layout, _nvidia_smi  # noqa: E402
 
 # Tasks that run on the controller only (no connection, no module sent to the host).
 CONTROLLER_ACTIONS = {
@@ -104,6 +107,52 @@ def bench_facts(repeat: int) -> list[tuple[str, str, str]]:
         rows.append((what, f"{parse_real * 1000:.2f} ms", f"{parse_real / sim_call:.3f}x one simulator call"))
     rows.append(("facts: baseline, simulator `-q -x` call (8x H100, MIG)", f"{sim_call * 1000:.1f} ms", "1x"))
     return rows
+
+
+# --------------------------------------------------------------------------------------------
+# mig
+# --------------------------------------------------------------------------------------------
+
+MUTATING = {"-mig", "-r", "--gpu-reset", "-cgi", "-cci", "-dci", "-dgi", "-pm"}
+BALANCED = {"1g.10gb": 2, "2g.20gb": 1, "3g.40gb": 1}
+ONE_DIFFERS = {"2g.20gb": 2, "3g.40gb": 1}
+
+
+def layouts(changed_gpu: int | None) -> dict:
+    """All eight GPUs balanced, or all but ``changed_gpu``, which gets another layout."""
+    others = [index for index in range(8) if index != changed_gpu]
+    entries = [{"devices": others, "mig-enabled": True, "mig-devices": BALANCED}]
+    if changed_gpu is not None:
+        entries.append({"devices": [changed_gpu], "mig-enabled": True, "mig-devices": ONE_DIFFERS})
+    return {"version": "v1", "mig-configs": {"bench": entries}}
+
+
+def bench_mig() -> list[tuple[str, str, str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        run = simulator({"model": "H100-80GB", "count": 8, "mig_enabled": list(range(8))}, Path(tmp))
+        mutating: list[list[str]] = []
+
+        def counting(argv):
+            if MUTATING & set(argv):
+                mutating.append(argv)
+            return run(argv)
+
+        _mig_layout.apply_layout("nvidia-smi", run, layouts(None), "bench")
+        _mig_layout.apply_layout("nvidia-smi", counting, layouts(3), "bench")
+        ours = len(mutating)
+        # Baseline: back to the first layout, then every GPU loses all its instances and gets its layout again.
+        _mig_layout.apply_layout("nvidia-smi", run, layouts(None), "bench")
+        mutating.clear()
+        for index in range(8):
+            wanted = ONE_DIFFERS if index == 3 else BALANCED
+            profiles = ",".join(name for name, count in wanted.items() for _copy in range(count))
+            for argv in (["mig", "-i", str(index), "-dci"], ["mig", "-i", str(index), "-dgi"], ["mig", "-i", str(index), "-cgi", profiles, "-C"]):
+                rc, out, err = counting(["nvidia-smi", *argv])
+                if rc != 0:
+                    raise SystemExit(f"baseline command {argv} failed: {out}{err}")
+        assert _mig_layout.apply_layout("nvidia-smi", run, layouts(3), "bench", check_mode=True)["changed"] is False
+        baseline = len(mutating)
+    return [("mig: mutating nvidia-smi calls, 8x H100, one GPU's layout changes", f"{ours} vs {baseline}", f"{ours / baseline:.3f}x destroy-all-and-recreate")]
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,7 +241,7 @@ def bench_fleet(sizes: list[int], repeat: int) -> list[tuple[str, str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="facts,fleet", help="comma-separated sections (facts, fleet)")
+    parser.add_argument("--only", default="facts,mig,fleet", help="comma-separated sections (facts, mig, fleet)")
     parser.add_argument("--hosts", default="4,8,16", help="fleet sizes")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--output", default=str(ROOT / "bench" / "RESULTS.md"))
@@ -201,6 +250,8 @@ def main() -> None:
     rows = []
     if "facts" in sections:
         rows += bench_facts(args.repeat)
+    if "mig" in sections:
+        rows += bench_mig()
     if "fleet" in sections:
         rows += bench_fleet([int(n) for n in args.hosts.split(",")], args.repeat)
 
