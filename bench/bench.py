@@ -9,6 +9,10 @@ run in the same invocation, interleaved with it, median of --repeat runs. Sectio
 - mig: mutating nvidia-smi commands mig_layout runs to move an 8x H100 node (simulated) from one
   layout to another where one GPU differs, against destroying and recreating every GPU's instances
   (both run for real against the simulator and counted).
+- sync: model_sync between two test hosts with a generated 4 GiB model (8 shards of 512 MiB of
+  random, incompressible bytes): first sync against plain ``rsync -a -e ssh``; a no-change re-run of
+  the whole role (with verification) against one no-change ansible.posix.synchronize task; 1 MiB
+  changed in one shard: bytes sent per byte changed, and disk the new revision takes per shard size.
 - fleet: the gpu_node role's second run (nothing to change) on 4, 8 and 16 test hosts against a
   playbook running ansible.builtin.ping as many times per host as the role runs tasks there.
 
@@ -237,11 +241,155 @@ def bench_fleet(sizes: list[int], repeat: int) -> list[tuple[str, str, str]]:
 
 
 # --------------------------------------------------------------------------------------------
+# sync
+# --------------------------------------------------------------------------------------------
+
+SHARDS, SHARD_BYTES, CHANGED_BYTES = 8, 512 * 1024**2, 1024**2
+MAKE_MODEL = r"""
+import json, os, struct, sys
+root, shards, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+os.makedirs(root, exist_ok=True)
+weight_map = {}
+for n in range(1, shards + 1):
+    name = f"model-{n:05d}-of-{shards:05d}.safetensors"
+    tensor = f"model.layers.{n - 1}.weight"
+    header = json.dumps({"__metadata__": {"format": "pt"}, tensor: {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}}).encode()
+    header += b" " * (-len(header) % 8)
+    with open(os.path.join(root, name), "wb") as out:
+        out.write(struct.pack("<Q", len(header)) + header)
+        for _chunk in range(size // (8 << 20)):
+            out.write(os.urandom(8 << 20))
+    weight_map[tensor] = name
+files = {
+    "model.safetensors.index.json": {"metadata": {"total_size": shards * size}, "weight_map": weight_map},
+    "config.json": {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 3584, "num_hidden_layers": 28,
+                    "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 32768, "torch_dtype": "bfloat16",
+                    "vocab_size": 152064},
+    "tokenizer.json": {"version": "1.0", "model": {"type": "BPE", "vocab": {}, "merges": []}},
+    "tokenizer_config.json": {"model_max_length": 32768},
+}
+for name, content in files.items():
+    with open(os.path.join(root, name), "w") as out:
+        json.dump(content, out)
+"""
+
+
+def ssh(key: Path, address: str, command: str) -> str:
+    done = subprocess.run(
+        ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"root@{address}", command],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"ssh {address} {command!r} failed: {done.stderr}")
+    return done.stdout
+
+
+def rsync_stat(result: dict, label: str) -> int:
+    """Sum of one --stats figure over every rsync the role ran (JSON callback output)."""
+    total = 0
+    for play in result["plays"]:
+        for task in play["tasks"]:
+            for outcome in task["hosts"].values():
+                for item in outcome.get("results", [outcome]):
+                    for line in str(item.get("stdout", "")).splitlines():
+                        if line.startswith(label + ":"):
+                            total += int(line.split(":")[1].split()[0].replace(",", ""))
+    return total
+
+
+def bench_sync(repeat: int) -> list[tuple[str, str, str]]:
+    env = ansible_env()
+    hosts = BUILD / "hosts" / "bench-sync"
+    try:
+        subprocess.run([str(TESTHOSTS), "up", "--env", "bench-sync", "--count", "2"], check=True, capture_output=True)
+        inventory = ["-i", str(hosts / "inventory.yml")]
+        instances = json.loads((hosts / "instances.json").read_text())
+        address = {entry["instance"]: entry["address"] for entry in instances}
+        key = hosts / "id_ed25519"
+        source, store = address["bench-sync-1"], address["bench-sync-2"]
+        # The source host pushes to the store with the env's key, as model_sync's source_host does.
+        ssh(key, source, "mkdir -p /root/.ssh && printf 'Host *\\n StrictHostKeyChecking no\\n UserKnownHostsFile /dev/null\\n' > /root/.ssh/config")
+        subprocess.run(
+            [
+                "scp",
+                "-q",
+                "-i",
+                str(key),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                str(key),
+                f"root@{source}:/root/.ssh/id_ed25519",
+            ],
+            check=True,
+        )
+        ssh(key, source, f"cat > /tmp/make_model.py <<'EOF'\n{MAKE_MODEL}\nEOF\npython3 /tmp/make_model.py /srv/src/model {SHARDS} {SHARD_BYTES}")
+
+        def model_sync(store_path: str, revision: str, callback: str = "ansible.builtin.default") -> subprocess.CompletedProcess:
+            models = [{"name": "bench-model", "source": "/srv/src/model", "revision": revision, "source_host": "bench-sync-1"}]
+            extra = json.dumps({"model_sync_store_host": "bench-sync-2", "model_sync_store_path": store_path, "model_sync_models": models})
+            return playbook([*inventory, "-e", extra, "playbooks/model_sync.yml"], env, callback)
+
+        plain_times, role_times = [], []
+        for attempt in range(repeat):  # first syncs, interleaved; each into an empty target
+            ssh(key, store, "rm -rf /srv/plain /srv/store-*")
+            start = time.perf_counter()
+            ssh(key, source, f"rsync -a -e ssh /srv/src/model/ root@{store}:/srv/plain/")
+            plain_times.append(time.perf_counter() - start)
+            role_times.append(timed_playbook_call(lambda n=attempt: model_sync(f"/srv/store-{n}", "r1")))
+        plain, first = statistics.median(plain_times), statistics.median(role_times)
+        rows = [("sync: first sync of 4 GiB (8 shards), model_sync vs plain rsync -a -e ssh", f"{first:.1f} s vs {plain:.1f} s", f"{first / plain:.2f}x")]
+
+        synchronize = BUILD / "bench-synchronize.yml"
+        synchronize.write_text(
+            "- name: Synchronize baseline\n  hosts: bench-sync-2\n  gather_facts: false\n  tasks:\n"
+            "    - name: Push the model again\n      ansible.posix.synchronize:\n        src: /srv/src/model/\n        dest: /srv/plain/\n"
+            "      delegate_to: bench-sync-1\n"
+        )
+        store_path = f"/srv/store-{repeat - 1}"
+        rerun_times, bare_times, data_bytes = [], [], 0
+        for _attempt in range(repeat):
+            bare_times.append(timed_playbook([*inventory, str(synchronize)], env))
+            start = time.perf_counter()
+            result = json.loads(model_sync(store_path, "r1", "ansible.posix.json").stdout)
+            rerun_times.append(time.perf_counter() - start)
+            data_bytes += rsync_stat(result, "Total transferred file size")
+        rerun, bare = statistics.median(rerun_times), statistics.median(bare_times)
+        rows.append(
+            (
+                "sync: no-change re-run of model_sync (verify included) vs one synchronize task",
+                f"{rerun:.1f} s vs {bare:.1f} s, {data_bytes} B of file data",
+                f"{rerun / bare:.2f}x",
+            )
+        )
+
+        before = int(ssh(key, store, f"du -sk {store_path}/bench-model").split()[0])
+        ssh(key, source, f"dd if=/dev/urandom of=/srv/src/model/model-00003-of-{SHARDS:05d}.safetensors bs=1M count=1 seek=100 conv=notrunc status=none")
+        result = json.loads(model_sync(store_path, "r2", "ansible.posix.json").stdout)
+        sent = rsync_stat(result, "Total bytes sent")
+        after = int(ssh(key, store, f"du -sk {store_path}/bench-model").split()[0])
+        rows.append(("sync: 1 MiB changed in one shard, bytes sent per byte changed", f"{sent} B sent", f"{sent / CHANGED_BYTES:.3f}x"))
+        rows.append(("sync: disk the new revision takes per shard size", f"{after - before} KiB", f"{(after - before) * 1024 / SHARD_BYTES:.3f}x"))
+        return rows
+    finally:
+        subprocess.run([str(TESTHOSTS), "down", "--env", "bench-sync"], check=False, capture_output=True)
+
+
+def timed_playbook_call(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="facts,mig,fleet", help="comma-separated sections (facts, mig, fleet)")
+    parser.add_argument("--only", default="facts,mig,sync,fleet", help="comma-separated sections (facts, mig, sync, fleet)")
     parser.add_argument("--hosts", default="4,8,16", help="fleet sizes")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--output", default=str(ROOT / "bench" / "RESULTS.md"))
@@ -252,6 +400,8 @@ def main() -> None:
         rows += bench_facts(args.repeat)
     if "mig" in sections:
         rows += bench_mig()
+    if "sync" in sections:
+        rows += bench_sync(args.repeat)
     if "fleet" in sections:
         rows += bench_fleet([int(n) for n in args.hosts.split(",")], args.repeat)
 
