@@ -10,6 +10,7 @@ import json
 from contextlib import contextmanager
 from unittest.mock import patch
 
+import yaml
 from ansible.module_utils import basic
 from ansible.module_utils.common.text.converters import to_bytes
 
@@ -50,3 +51,17 @@ def run_module(main, args, check_mode=False):
         except ModuleExit as done:
             return done
     raise AssertionError("the module returned without calling exit_json or fail_json")
+
+
+def assert_options_documented(documentation: str, argument_spec: dict) -> None:
+    """Every option of ``argument_spec`` is documented with the same type, default, choices, elements and
+    required flag, and a description; and nothing else is documented."""
+    documented = yaml.safe_load(documentation)["options"]
+    assert set(documented) == set(argument_spec)
+    for name, arg in argument_spec.items():
+        doc = documented[name]
+        assert doc["type"] == arg["type"], name
+        for field in ("default", "choices", "elements"):
+            assert doc.get(field) == arg.get(field), (name, field)
+        assert doc.get("required", False) == arg.get("required", False), name
+        assert doc["description"], name

@@ -11,7 +11,7 @@ from unittest.mock import patch
 import pytest
 import yaml
 from model_dirs import encode_header, make_model, read_header
-from module_harness import run_module
+from module_harness import assert_options_documented, run_module
 
 from ansible_collections.llmops.gpu_inference.plugins.module_utils import _model_check
 from ansible_collections.llmops.gpu_inference.plugins.module_utils._model_check import check_model
@@ -239,15 +239,7 @@ def test_check_opens_weight_files_only_for_their_headers(model):
 
 
 def test_documented_options_match_the_argument_spec():
-    documented, spec = DOC["options"], model_check.ARGUMENT_SPEC
-    assert set(documented) == set(spec)
-    for name, arg in spec.items():
-        doc = documented[name]
-        assert doc["type"] == arg["type"], name
-        assert doc.get("default") == arg.get("default"), name
-        assert doc.get("choices") == arg.get("choices"), name
-        assert doc.get("required", False) == arg.get("required", False), name
-        assert doc["description"], name
+    assert_options_documented(model_check.DOCUMENTATION, model_check.ARGUMENT_SPEC)
 
 
 def test_documented_return_keys_match_what_the_module_returns(model):

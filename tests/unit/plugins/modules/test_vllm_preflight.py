@@ -7,7 +7,7 @@ from unittest.mock import patch
 
 import pytest
 import yaml
-from module_harness import run_module
+from module_harness import assert_options_documented, run_module
 
 from ansible_collections.llmops.gpu_inference.plugins.module_utils._vllm_preflight import preflight
 from ansible_collections.llmops.gpu_inference.plugins.modules import vllm_preflight
@@ -172,16 +172,7 @@ TYPE_NAMES = {"str": str, "int": int, "float": float, "bool": bool, "list": list
 
 
 def test_documented_options_match_the_argument_spec():
-    documented, spec = DOC["options"], vllm_preflight.ARGUMENT_SPEC
-    assert set(documented) == set(spec)
-    for name, arg in spec.items():
-        doc = documented[name]
-        assert doc["type"] == arg["type"], name
-        assert doc.get("default") == arg.get("default"), name
-        assert doc.get("choices") == arg.get("choices"), name
-        assert doc.get("elements") == arg.get("elements"), name
-        assert doc.get("required", False) == arg.get("required", False), name
-        assert doc["description"], name
+    assert_options_documented(vllm_preflight.DOCUMENTATION, vllm_preflight.ARGUMENT_SPEC)
 
 
 def test_documented_return_keys_match_what_the_module_returns():
