@@ -44,11 +44,14 @@ def module_args(args, check_mode=False):
 
 
 def run_module(main, args, check_mode=False):
-    """Call ``main`` with ``args``; return ``ModuleExit`` (``.result``, ``.failed``)."""
-    with module_args(args, check_mode=check_mode):
+    """Call ``main`` with ``args``; return ``ModuleExit`` (``.result``, ``.failed``, and ``.warned``: the
+    warnings the module emitted through AnsibleModule.warn, recorded instead of added to the result)."""
+    warned = []
+    with module_args(args, check_mode=check_mode), patch.object(basic.AnsibleModule, "warn", lambda self, warning: warned.append(warning)):
         try:
             main()
         except ModuleExit as done:
+            done.warned = warned
             return done
     raise AssertionError("the module returned without calling exit_json or fail_json")
 
