@@ -20,7 +20,7 @@ DEMO := $(BUILD)/demo
 
 # The one toolchain: Python 3.13 (pyenv's on the development image, else python3.13 on PATH).
 PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null))
-HOST_PACKAGES := debootstrap systemd-container openssh-server openssh-client rsync iproute2
+HOST_PACKAGES := debootstrap systemd-container openssh-server openssh-client rsync iproute2 prometheus
 
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(BUILD)/collections
@@ -41,7 +41,7 @@ help: ## List the targets
 # ---------------------------------------------------------------------------------------------
 
 .PHONY: host-deps
-host-deps: ## Install the Debian packages the test hosts need (root)
+host-deps: ## Install the Debian packages the test hosts and promtool tests need (root)
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "Installing" $$missing; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
 
@@ -56,8 +56,18 @@ $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../../.. $@
 
+# awx.awx (for playbooks/awx_configure.yml and the AWX template tests) left the `ansible` bundle after
+# 12.x; its 24.6.1 comes from the 12.3.0 wheel, of which only that collection is unpacked.
+AWX_COLLECTION := $(BUILD)/collections/ansible_collections/awx/awx
+$(AWX_COLLECTION)/MANIFEST.json:
+	$(BIN)/pip download -q --disable-pip-version-check ansible==12.3.0 --no-deps -d $(BUILD)/wheels
+	cd $(BUILD)/wheels && $(BIN)/python -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+	  z.extractall('$(BUILD)/collections', [n for n in z.namelist() if n.startswith('ansible_collections/awx/awx/')])" ansible-12.3.0-py3-none-any.whl
+	rm -f $(BUILD)/wheels/ansible-12.3.0-py3-none-any.whl
+	test -f $@
+
 .PHONY: venv
-venv: $(VENV)/.stamp $(COLLECTION_LINK) ## Create the pinned Python 3.13 toolchain in .build/venv
+venv: $(VENV)/.stamp $(COLLECTION_LINK) $(AWX_COLLECTION)/MANIFEST.json ## Create the pinned Python 3.13 toolchain in .build/venv
 
 # ---------------------------------------------------------------------------------------------
 # Demo: the main job on the built-in sandbox
@@ -119,7 +129,7 @@ sanity: venv ## ansible-test sanity on a copy of the working tree (no ignore fil
 	cd $(SANITY_ROOT) && HOME=$(BUILD)/home $(BIN)/ansible-test sanity --venv --python 3.13 --color no
 
 .PHONY: unit
-unit: venv ## pytest: module_utils, modules, the simulator
+unit: venv host-deps ## pytest: module_utils, modules, the simulator, promtool rule tests
 	$(BIN)/pytest -q -n auto
 
 .PHONY: integration
