@@ -15,6 +15,12 @@ run in the same invocation, interleaved with it, median of --repeat runs. Sectio
   changed in one shard: bytes sent per byte changed, and disk the new revision takes per shard size.
 - fleet: the gpu_node role's second run (nothing to change) on 4, 8 and 16 test hosts against a
   playbook running ansible.builtin.ping as many times per host as the role runs tasks there.
+- render: the vLLM manifests of 50 models (dense TP 1 with KEDA, TP 4 with the HPA, MIG slices, a
+  legacy Ingress; 8 objects a model and the namespace's rule and dashboard): the render core per
+  model against writing the same objects as YAML, their validation (Kubernetes 1.31 and 1.37
+  schemas, CRD schemas) per model, and the vllm role in render mode on the controller (first run
+  writing 50 files, then a re-run writing none) against a playbook that writes 50 files with one
+  ansible.builtin.template loop.
 
 Run as root (the fleet section starts test hosts with tests/testhosts/testhosts and removes them).
 Writes bench/RESULTS.md and prints the same table. Not part of `make test`.
@@ -40,7 +46,7 @@ FIXTURES = Path(os.environ.get("NVIDIA_SMI_FIXTURES", ROOT.parent / "shared" / "
 TESTHOSTS = ROOT / "tests" / "testhosts" / "testhosts"
 sys.path.insert(0, str(BUILD / "collections"))
 
-from ansible_collections.llmops.gpu_inference.plugins.module_utils import _mig_layout, _nvidia_smi  # noqa: E402
+from ansible_collections.llmops.gpu_inference.plugins.module_utils import _mig_layout, _nvidia_smi, _vllm_manifests  # noqa: E402
 
 # Tasks that run on the controller only (no connection, no module sent to the host).
 CONTROLLER_ACTIONS = {
@@ -378,6 +384,110 @@ def bench_sync(repeat: int) -> list[tuple[str, str, str]]:
         subprocess.run([str(TESTHOSTS), "down", "--env", "bench-sync"], check=False, capture_output=True)
 
 
+# --------------------------------------------------------------------------------------------
+# render
+# --------------------------------------------------------------------------------------------
+
+RENDER_CONFIG = {
+    "namespace": "llm",
+    "gateway": {"parent_refs": [{"name": "inference-gateway", "namespace": "gateway"}]},
+    "ingress": {"host": "llm.example.internal"},
+    "monitoring": {"labels": {"release": "kube-prometheus-stack"}},
+}
+
+
+def render_models(count: int) -> list[dict]:
+    """``count`` models cycling through four shapes."""
+    shapes = [
+        {"autoscaling": {"type": "keda", "min_replicas": 2, "max_replicas": 6}, "max_model_len": 32768, "gpu_product_labels": ["NVIDIA-H100-80GB-HBM3"]},
+        {"tensor_parallel_size": 4, "autoscaling": {"type": "hpa", "min_replicas": 1, "max_replicas": 8}, "weights_bytes": 141 * 2**30},
+        {"gpu_resource": "nvidia.com/mig-3g.40gb", "replicas": 2, "autoscaling": {"type": "none"}, "max_model_len": 8192},
+        {"routing": {"ingress": True, "gateway": False}, "autoscaling": {"type": "keda", "min_replicas": 1, "max_replicas": 3}},
+    ]
+    return [{"name": f"model-{index:02d}", **shapes[index % len(shapes)]} for index in range(count)]
+
+
+def bench_render(repeat: int, count: int = 50) -> list[tuple[str, str, str]]:
+    import yaml  # noqa: PLC0415  (the venv's; only this section needs it)
+
+    sys.path.insert(0, str(ROOT / "tests" / "unit"))
+    import k8s_schemas  # noqa: PLC0415
+
+    models = render_models(count)
+    rendered = _vllm_manifests.render(models, RENDER_CONFIG)
+    objects = [obj for model in rendered["models"] for obj in model["objects"]] + rendered["shared"]
+
+    def render() -> None:
+        _vllm_manifests.render(models, RENDER_CONFIG)
+
+    def dump() -> None:
+        for model in rendered["models"]:
+            yaml.safe_dump_all(model["objects"], sort_keys=True)
+
+    def validate() -> None:
+        problems = [problem for obj in objects for problem in k8s_schemas.problems(obj)]
+        if problems:
+            raise SystemExit(f"rendered objects are invalid: {problems[:5]}")
+
+    render_s, dump_s, validate_s = (median_time(func, repeat) for func in (render, dump, validate))
+    per = 1000 / count
+    rows = [
+        (
+            f"render: {count} models ({len(objects)} objects), vllm_manifests core",
+            f"{render_s * per:.2f} ms/model",
+            f"{render_s / dump_s:.2f}x writing them as YAML",
+        ),
+        ("render: baseline, yaml.safe_dump_all of the same objects", f"{dump_s * per:.2f} ms/model", "1x"),
+        ("render: validation, Kubernetes 1.31 + 1.37 and CRD schemas", f"{validate_s * per:.2f} ms/model", f"{validate_s / dump_s:.2f}x writing them as YAML"),
+    ]
+
+    env = ansible_env()
+    with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
+        work = Path(tmp)
+        variables = {"vllm_models": models, "vllm_preflight": False, **{f"vllm_{key}": value for key, value in RENDER_CONFIG.items() if key != "namespace"}}
+        (work / "vars.json").write_text(json.dumps(variables))
+        (work / "role.yml").write_text(
+            "- name: Render the models with the vllm role\n  hosts: localhost\n  gather_facts: false\n  roles:\n    - role: llmops.gpu_inference.vllm\n"
+        )
+        # The floor: one template task writing the same number of files (one small object each).
+        (work / "object.j2").write_text("{{ item | to_nice_yaml }}\n")
+        (work / "floor.yml").write_text(
+            "- name: Write one file per model\n  hosts: localhost\n  gather_facts: false\n  tasks:\n"
+            "    - name: Write the files\n      ansible.builtin.template:\n        src: object.j2\n"
+            '        dest: "{{ render_dir }}/{{ item.name }}.yaml"\n        mode: "0644"\n'
+            '      loop: "{{ vllm_models }}"\n'
+        )
+        first, rerun, floor_first, floor_rerun = [], [], [], []
+        for attempt in range(repeat):
+            out, floor_out = work / f"out-{attempt}", work / f"floor-{attempt}"
+            floor_out.mkdir()
+            role_args = ["-i", "localhost,", "-c", "local", "-e", f"@{work / 'vars.json'}", "-e", f"vllm_render_dir={out}", str(work / "role.yml")]
+            floor_args = ["-i", "localhost,", "-c", "local", "-e", f"@{work / 'vars.json'}", "-e", f"render_dir={floor_out}", str(work / "floor.yml")]
+            first.append(timed_playbook(role_args, env))
+            floor_first.append(timed_playbook(floor_args, env))
+            rerun.append(timed_playbook(role_args, env))
+            floor_rerun.append(timed_playbook(floor_args, env))
+        written = sorted(path.name for path in (work / "out-0" / "models").iterdir())
+        if len(written) != count:
+            raise SystemExit(f"the role wrote {len(written)} model files, not {count}")
+    role_s, role_rerun_s = statistics.median(first), statistics.median(rerun)
+    floor_s, floor_rerun_s = statistics.median(floor_first), statistics.median(floor_rerun)
+    rows += [
+        (
+            f"render: vllm role, render mode, {count} models, first run",
+            f"{role_s:.1f} s ({role_s * per:.0f} ms/model)",
+            f"{role_s / floor_s:.2f}x a {count}-file template loop",
+        ),
+        (
+            f"render: vllm role, render mode, {count} models, re-run (writes nothing)",
+            f"{role_rerun_s:.1f} s",
+            f"{role_rerun_s / floor_rerun_s:.2f}x the loop's re-run",
+        ),
+        (f"render: baseline, {count}-file template loop (first run, re-run)", f"{floor_s:.1f} s, {floor_rerun_s:.1f} s", "1x"),
+    ]
+    return rows
+
+
 def timed_playbook_call(call) -> float:
     start = time.perf_counter()
     call()
@@ -389,7 +499,7 @@ def timed_playbook_call(call) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="facts,mig,sync,fleet", help="comma-separated sections (facts, mig, sync, fleet)")
+    parser.add_argument("--only", default="facts,mig,sync,fleet,render", help="comma-separated sections (facts, mig, sync, fleet, render)")
     parser.add_argument("--hosts", default="4,8,16", help="fleet sizes")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--output", default=str(ROOT / "bench" / "RESULTS.md"))
@@ -404,6 +514,8 @@ def main() -> None:
         rows += bench_sync(args.repeat)
     if "fleet" in sections:
         rows += bench_fleet([int(n) for n in args.hosts.split(",")], args.repeat)
+    if "render" in sections:
+        rows += bench_render(args.repeat)
 
     lines = [
         "# make bench results",
