@@ -83,6 +83,8 @@ venv: $(VENV)/.stamp $(COLLECTION_LINK) $(AWX_COLLECTION)/MANIFEST.json $(HELM) 
 .PHONY: demo
 demo: venv host-deps sandbox-up ## Bring up two sandbox GPU hosts and run playbooks/site.yml against them
 	mkdir -p $(DEMO)
+	test -d $(DEMO)/models/qwen2-5-7b-instruct || $(BIN)/python -c "import sys; from pathlib import Path; \
+	  sys.path.insert(0, 'tests/unit'); import model_dirs; model_dirs.make_model(Path(sys.argv[1]))" $(DEMO)/models/qwen2-5-7b-instruct
 	ANSIBLE_CONFIG=$(ROOT)/inventories/sandbox/ansible.cfg \
 	ANSIBLE_LOG_PATH=$(DEMO)/site.log \
 	  $(BIN)/ansible-playbook -i inventories/sandbox/hosts.yml -i $(BUILD)/hosts/sandbox/inventory.yml playbooks/site.yml
