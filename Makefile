@@ -118,13 +118,14 @@ sandbox-down: ## Remove the sandbox hosts, their namespaces, bridge and mounts
 test: lint sanity unit integration build ## Everything CI runs
 
 .PHONY: lint
-lint: venv ## yamllint, ansible-lint, ruff, mypy, argument_specs against defaults, changelog
+lint: venv ## yamllint, ansible-lint, ruff, mypy, argument_specs against defaults and READMEs, playbook syntax, changelog
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --offline
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy plugins/module_utils
 	$(BIN)/python tests/tools/check_argument_specs.py roles
+	$(BIN)/ansible-playbook --syntax-check -i localhost, playbooks/*.yml
 	$(BIN)/antsibull-changelog lint
 
 .PHONY: sanity

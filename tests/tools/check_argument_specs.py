@@ -2,7 +2,8 @@
 
 Usage: check_argument_specs.py ROLES_DIR. Prints each mismatch and exits 1 when there is one
 (prometheus.prometheus keeps the same check as lint_arguments_spec.sh). Also checks the defaults
-match the argument spec's declared defaults, and that every input carries the role's prefix.
+match the argument spec's declared defaults, that every input carries the role's prefix, and that the
+role's README.md names every input.
 """
 
 from __future__ import annotations
@@ -28,13 +29,16 @@ def check_role(role: Path) -> list[str]:
             problems.append(f"{role.name}: {name} is optional but has no value in defaults/main.yml")
         if "default" in option and name in defaults and option["default"] != defaults[name]:
             problems.append(f"{role.name}: {name} defaults to {defaults[name]!r} in defaults/main.yml but {option['default']!r} in argument_specs")
+    readme = role / "README.md"
+    documented = readme.read_text() if readme.exists() else ""
+    problems.extend(f"{role.name}: {name} is in argument_specs but README.md never names it (`{name}`)" for name in options if f"`{name}`" not in documented)
     return problems
 
 
 def main() -> int:
     roles = sorted(path for path in Path(sys.argv[1]).iterdir() if (path / "tasks").is_dir())
     problems = [problem for role in roles for problem in check_role(role)]
-    print("\n".join(problems) or f"argument_specs match defaults in {len(roles)} roles")
+    print("\n".join(problems) or f"argument_specs match defaults and READMEs in {len(roles)} roles")
     return 1 if problems else 0
 
 
