@@ -30,7 +30,12 @@ export ANSIBLE_NOCOLOR := 1
 export NO_COLOR := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-MOLECULE_SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+# Every scenario, the slowest first so that two at a time finish together.
+MOLECULE_ALL := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+MOLECULE_SLOW := vllm_render model_sync_default gpu_node_mig gpu_node_default preflight_default
+MOLECULE_SCENARIOS ?= $(filter $(MOLECULE_ALL),$(MOLECULE_SLOW)) $(filter-out $(MOLECULE_SLOW),$(MOLECULE_ALL))
+# Scenarios run at once (each on its own test hosts; testhosts serialises what they share).
+MOLECULE_JOBS ?= 2
 
 .PHONY: help
 help: ## List the targets
@@ -143,10 +148,13 @@ unit: venv host-deps ## pytest: module_utils, modules, the simulator, promtool r
 	$(BIN)/pytest -q -n auto
 
 .PHONY: integration
-integration: venv host-deps ## Molecule scenarios on real test hosts (MOLECULE_SCENARIOS=... to pick)
-	for scenario in $(MOLECULE_SCENARIOS); do \
-	  echo "=== molecule test -s $$scenario"; $(BIN)/molecule test -s $$scenario; \
-	done
+integration: venv host-deps ## Molecule scenarios on real test hosts, MOLECULE_JOBS at once (MOLECULE_SCENARIOS=... to pick)
+	$(TESTHOSTS) rootfs
+	mkdir -p $(BUILD)/molecule-logs
+	@printf '%s\n' $(MOLECULE_SCENARIOS) | xargs -P $(MOLECULE_JOBS) -I{} bash -c '\
+	  log=$(BUILD)/molecule-logs/{}.log; start=$$(date +%s); echo "molecule test -s {}: started, log $$log"; \
+	  if $(BIN)/molecule test -s {} > $$log 2>&1; then echo "molecule test -s {}: passed in $$(( $$(date +%s) - start )) s"; \
+	  else echo "molecule test -s {}: FAILED after $$(( $$(date +%s) - start )) s; the last 200 lines of $$log:"; tail -n 200 $$log; exit 1; fi'
 
 .PHONY: build
 build: venv ## Build the collection, install it, and check ansible-doc shows every module
