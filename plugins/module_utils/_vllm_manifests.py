@@ -1125,20 +1125,19 @@ def scaled_object(s: Settings, cfg: Settings) -> K8sObject:
             "fallback": {"failureThreshold": 3, "replicas": max(a["min_replicas"], 1)},
             "advanced": {
                 "horizontalPodAutoscalerConfig": {
-                    "behavior": {
-                        "scaleUp": {
-                            "stabilizationWindowSeconds": a["scale_up_stabilization_seconds"],
-                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
-                        },
-                        "scaleDown": {
-                            "stabilizationWindowSeconds": a["scale_down_stabilization_seconds"],
-                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 180}],
-                        },
-                    }
+                    "behavior": _scaling_behavior(a["scale_up_stabilization_seconds"], 1, a["scale_down_stabilization_seconds"]),
                 }
             },
             "triggers": triggers,
         },
+    }
+
+
+def _scaling_behavior(up_window: int, up_pods: int, down_window: int) -> dict[str, Any]:
+    """HPA behavior: add up to ``up_pods`` pods a minute after ``up_window`` s, remove one pod per 180 s after ``down_window`` s."""
+    return {
+        "scaleUp": {"stabilizationWindowSeconds": up_window, "policies": [{"type": "Pods", "value": up_pods, "periodSeconds": 60}]},
+        "scaleDown": {"stabilizationWindowSeconds": down_window, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 180}]},
     }
 
 
@@ -1154,10 +1153,7 @@ def horizontal_pod_autoscaler(s: Settings, cfg: Settings) -> K8sObject:
             "maxReplicas": a["max_replicas"],
             "metrics": [{"type": "Pods", "pods": {"metric": {"name": a["metric"]}, "target": {"type": "AverageValue", "averageValue": a["target"]}}}],
             # The seed guide's policy (ref §5): up 2 pods/60 s after 30 s, down 1 pod/180 s after 300 s.
-            "behavior": {
-                "scaleUp": {"stabilizationWindowSeconds": 30, "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}]},
-                "scaleDown": {"stabilizationWindowSeconds": 300, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 180}]},
-            },
+            "behavior": _scaling_behavior(30, 2, 300),
         },
     }
 
