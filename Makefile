@@ -36,6 +36,10 @@ MOLECULE_SLOW := vllm_render model_sync_default gpu_node_mig gpu_node_default pr
 MOLECULE_SCENARIOS ?= $(filter $(MOLECULE_ALL),$(MOLECULE_SLOW)) $(filter-out $(MOLECULE_SLOW),$(MOLECULE_ALL))
 # Scenarios run at once (each on its own test hosts; testhosts serialises what they share).
 MOLECULE_JOBS ?= 2
+# Run beside the scenarios: `make demo` on its own sandbox hosts, checked (demo-check).
+INTEGRATION_EXTRA ?= demo-check
+# $(MAKE) by another name: make -n would run a recipe line that names $(MAKE) itself.
+SUBMAKE = $(MAKE)
 
 .PHONY: help
 help: ## List the targets
@@ -105,6 +109,14 @@ demo: venv host-deps sandbox-up ## Bring up two sandbox GPU hosts and run playbo
 	@echo "  the sandbox hosts: $(BUILD)/hosts/sandbox/inventory.yml (ssh as root with the key beside it)"
 	@echo "Run it again to see changed=0; remove the sandbox with: make sandbox-down"
 
+.PHONY: demo-check
+demo-check: ## make demo on a fresh sandbox, twice: the summary lists what site.yml built, the second run changes nothing
+	$(TESTHOSTS) down --env sandbox
+	$(MAKE) --no-print-directory demo > $(BUILD)/demo-check-1.log 2>&1 || { tail -n 100 $(BUILD)/demo-check-1.log; exit 1; }
+	$(MAKE) --no-print-directory demo > $(BUILD)/demo-check-2.log 2>&1 || { tail -n 100 $(BUILD)/demo-check-2.log; exit 1; }
+	$(BIN)/python tests/tools/check_demo.py $(BUILD)/demo-check-1.log $(BUILD)/demo-check-2.log
+	$(TESTHOSTS) down --env sandbox
+
 .PHONY: sandbox-up
 sandbox-up: venv host-deps ## Start the two sandbox hosts and install their simulated GPUs
 	$(TESTHOSTS) up --env sandbox --count 2
@@ -151,10 +163,12 @@ unit: venv host-deps ## pytest: module_utils, modules, the simulator, promtool r
 integration: venv host-deps ## Molecule scenarios on real test hosts, MOLECULE_JOBS at once (MOLECULE_SCENARIOS=... to pick)
 	$(TESTHOSTS) rootfs
 	mkdir -p $(BUILD)/molecule-logs
-	@printf '%s\n' $(MOLECULE_SCENARIOS) | xargs -P $(MOLECULE_JOBS) -I{} bash -c '\
-	  log=$(BUILD)/molecule-logs/{}.log; start=$$(date +%s); echo "molecule test -s {}: started, log $$log"; \
-	  if $(BIN)/molecule test -s {} > $$log 2>&1; then echo "molecule test -s {}: passed in $$(( $$(date +%s) - start )) s"; \
-	  else echo "molecule test -s {}: FAILED after $$(( $$(date +%s) - start )) s; the last 200 lines of $$log:"; tail -n 200 $$log; exit 1; fi'
+	@printf '%s\n' $(MOLECULE_SCENARIOS) $(INTEGRATION_EXTRA) | xargs -P $(MOLECULE_JOBS) -I{} bash -c '\
+	  log=$(BUILD)/molecule-logs/{}.log; start=$$(date +%s); \
+	  if [ {} = demo-check ]; then run="$(SUBMAKE) --no-print-directory demo-check"; else run="$(BIN)/molecule test -s {}"; fi; \
+	  echo "$$run: started, log $$log"; \
+	  if $$run > $$log 2>&1; then echo "$$run: passed in $$(( $$(date +%s) - start )) s"; \
+	  else echo "$$run: FAILED after $$(( $$(date +%s) - start )) s; the last 200 lines of $$log:"; tail -n 200 $$log; exit 1; fi'
 
 .PHONY: build
 build: venv ## Build the collection, install it, and check ansible-doc shows every module
