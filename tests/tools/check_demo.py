@@ -34,7 +34,7 @@ def main(first: str, second: str) -> int:
     if not lines or lines[-1] != LAST_LINE:
         problems.append(f"the output does not end with {LAST_LINE!r} (it ends with {lines[-1:]!r})")
     recaps = RECAP.findall(second_out)
-    if {host for host, *_ in recaps} != {"sandbox-1", "sandbox-2"}:
+    if {recap[0] for recap in recaps} != {"sandbox-1", "sandbox-2"}:
         problems.append(f"the second run's recap does not list both sandbox hosts: {recaps}")
     problems += [
         f"the second run changed {changed}, unreachable {unreachable}, failed {failed} on {host}"
