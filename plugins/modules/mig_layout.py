@@ -49,11 +49,6 @@ options:
       - The name of the config in C(mig-configs) to apply.
     type: str
     required: true
-  nvidia_smi_path:
-    description:
-      - Path to the nvidia-smi binary.
-      - When not set, nvidia-smi is looked up on E(PATH) and in the usual system directories.
-    type: path
   reset_ok:
     description:
       - Allow C(nvidia-smi -r -i N) on a GPU whose MIG mode change stays pending. A reset stops everything on the GPU.
@@ -68,6 +63,7 @@ options:
     default: false
 extends_documentation_fragment:
   - llmops.gpu_inference.attributes
+  - llmops.gpu_inference.nvidia_smi
 attributes:
   check_mode:
     support: full

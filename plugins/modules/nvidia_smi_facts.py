@@ -17,14 +17,9 @@ description:
   - Values nvidia-smi does not report are C(null), never guessed.
   - Fails with a sentence an operator can act on when nvidia-smi is missing, the driver is not loaded,
     nvidia-smi fails, or its output is truncated or malformed.
-options:
-  nvidia_smi_path:
-    description:
-      - Path to the nvidia-smi binary.
-      - When not set, nvidia-smi is looked up on E(PATH) and in the usual system directories.
-    type: path
 extends_documentation_fragment:
   - llmops.gpu_inference.attributes
+  - llmops.gpu_inference.nvidia_smi
   - llmops.gpu_inference.attributes.facts
   - llmops.gpu_inference.attributes.info_module
 requirements:
