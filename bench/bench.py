@@ -10,7 +10,9 @@ run in the same invocation, interleaved with it, median of --repeat runs. Sectio
   layout to another where one GPU differs, against destroying and recreating every GPU's instances
   (both run for real against the simulator and counted).
 - sync: model_sync between two test hosts with a generated 4 GiB model (8 shards of 512 MiB of
-  random, incompressible bytes): first sync against plain ``rsync -a -e ssh``; a no-change re-run of
+  random, incompressible bytes): first sync against plain ``rsync -a -e ssh``, the role's copy step
+  (model_rsync) and the whole run, each timed copy starting with the other copy deleted and no dirty
+  pages; a no-change re-run of
   the whole role (with verification) against one no-change ansible.posix.synchronize task; 1 MiB
   changed in one shard: bytes sent per byte changed, and disk the new revision takes per shard size.
 - fleet: the gpu_node role's second run (nothing to change) on 4, 8 and 16 test hosts against a
@@ -325,18 +327,20 @@ def parse_time(text: str):
 def first_syncs(key: Path, source: str, store: str, model_sync, repeat: int) -> list[tuple[str, str, str]]:
     """First syncs into empty targets, the role against plain rsync, interleaved; also the role's copy task alone."""
 
-    def settle(command: str) -> None:
-        """No dirty pages of an earlier copy left to flush during the next one."""
-        ssh(key, store, f"{command}; sync")
+    def settle(remove: str) -> None:
+        """The same start for every timed copy: the other copy deleted (its 4 GiB of page cache freed,
+        not reclaimed during the next copy), no dirty pages left to flush, a moment for the kernel."""
+        ssh(key, store, f"rm -rf {remove}; sync")
         subprocess.run(["sync"], check=True)
+        time.sleep(2)
 
     plain_times, role_times, copy_times, streams = [], [], [], set()
     for attempt in range(repeat):
-        settle("rm -rf /srv/plain /srv/store-*")  # empty targets; the last copies stay for the re-run rows
+        settle("/srv/plain /srv/store-*")
         start = time.perf_counter()
         ssh(key, source, f"rsync -a -e ssh /srv/src/model/ root@{store}:/srv/plain/")
         plain_times.append(time.perf_counter() - start)
-        settle("true")
+        settle("/srv/plain")
         start = time.perf_counter()
         result = json.loads(model_sync(f"/srv/store-{attempt}", "r1", "ansible.posix.json").stdout)
         role_times.append(time.perf_counter() - start)
@@ -344,6 +348,8 @@ def first_syncs(key: Path, source: str, store: str, model_sync, repeat: int) -> 
         copy_times.append(copy["seconds"])
         streams.update(item["streams"] for item in copy["results"])
         print(f"first sync {attempt + 1}: plain {plain_times[-1]:.1f} s, role {role_times[-1]:.1f} s, its copy {copy_times[-1]:.1f} s", file=sys.stderr)
+    # The no-change rows compare against a synchronize of /srv/plain: put the copy back (untimed).
+    ssh(key, source, f"rsync -a -e ssh /srv/src/model/ root@{store}:/srv/plain/")
     plain, first, copy_s = statistics.median(plain_times), statistics.median(role_times), statistics.median(copy_times)
     stream_counts = "/".join(map(str, sorted(streams)))
     return [
