@@ -18,7 +18,7 @@ copies). Model weights are a few large, incompressible files, so with ``streams`
   exactly what one ``rsync --recursive --delete`` makes.
 
 With one stream, a small model, a name rsync would read as a pattern, or a caller's own
-``--rsync-path``, one rsync does the whole copy. ``dry_run`` always runs one ``rsync --dry-run``.
+``--rsync-path`` or ``--bwlimit`` (which would apply to each stream), one rsync does the whole copy. ``dry_run`` always runs one ``rsync --dry-run``.
 
 The options every copy uses live here (``BASE_ARGS``), so sync, backup, restore and the
 comparison of a published revision run the same command line. Pure Python; the module
@@ -195,7 +195,8 @@ def stream_commands(params: dict, plan: list) -> list:
 
 def plan_streams(params: dict, streams: int) -> list:
     """The files of each stream, or [] for one rsync."""
-    if streams < 2 or any(arg.startswith("--rsync-path") for arg in params.get("extra_args") or []):
+    # A caller's --rsync-path would lose the mkdir each stream needs; a --bwlimit would apply to each stream.
+    if streams < 2 or any(arg.startswith(("--rsync-path", "--bwlimit")) for arg in params.get("extra_args") or []):
         return []
     files = large_files(params["src"], params.get("excludes") or [])
     if any(PATTERN_CHARS.search(path) for _size, path in files):

@@ -71,6 +71,7 @@ options:
         core's cipher throughput (about 0.5 to 1 GB/s); lower it on hosts short of CPU.
       - Unset, one per CPU of the host the module runs on, at most 4.
       - With a C(--rsync-path) in O(extra_args), one rsync does the whole copy (each stream needs its own to create O(dest)).
+      - With a C(--bwlimit) in O(extra_args), one rsync does the whole copy, so the limit holds for the transfer as a whole.
     type: int
   timeout:
     description:

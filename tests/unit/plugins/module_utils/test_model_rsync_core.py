@@ -247,9 +247,10 @@ def test_names_rsync_reads_as_patterns_use_one_rsync(tmp_path):
     assert (tmp_path / "dest" / "weights[1].bin").read_bytes() == (src / "weights[1].bin").read_bytes()
 
 
-def test_a_callers_rsync_path_uses_one_rsync(tmp_path):
+@pytest.mark.parametrize("extra", ["--rsync-path=rsync", "--bwlimit=200M"])
+def test_a_callers_rsync_path_or_bandwidth_limit_uses_one_rsync(tmp_path, extra):
     src = make_tree(tmp_path / "src")
-    result = transfer(params(src, tmp_path / "dest", streams=4, extra_args=["--rsync-path=rsync"]))
+    result = transfer(params(src, tmp_path / "dest", streams=4, extra_args=[extra]))
     assert result["streams"] == 1
     assert len(result["commands"]) == 1
 
