@@ -12,7 +12,8 @@ copies). Model weights are a few large, incompressible files, so with ``streams`
 - all streams start at once. The first copies everything except the large files of the other
   streams; each other stream copies only its own files (``--include`` rules after the caller's
   excludes, so those still win). Each creates the destination first (``mkdir -p`` in
-  ``--rsync-path``), so no two race to create it;
+  ``--rsync-path``; a local one is made before they start), so no two race to create it (rsync
+  fails when another process made its destination between its check and its mkdir);
 - then one full rsync with ``--delete`` finds every file in place, deletes extraneous files (a
   temporary file a crashed run left behind included) and copies anything left, so the result is
   exactly what one ``rsync --recursive --delete`` makes.
@@ -256,21 +257,27 @@ def transfer(params: dict, run) -> dict:
     runner = Runner(run, params.get("timeout"))
     dry_run = bool(params.get("dry_run"))
     plan = [] if dry_run else plan_streams(params, params.get("streams") or auto_streams())
+    if plan and remote_path(params["dest"]) is None:
+        # A local destination is made here, before the streams start, as each remote stream makes its own.
+        try:
+            os.makedirs(params["dest"], exist_ok=True)
+        except OSError as error:
+            raise RsyncError(f"could not create {params['dest']}: {error.strerror}") from None
     outputs = runner.run(stream_commands(params, plan)) if plan else []
     # The whole copy, or after the streams the pass that deletes extraneous files and checks every file is in place.
     outputs.extend(runner.run([[*base_command(params, dry_run), "--delete", *endpoints(params)]]))
     changes: list[str] = []
     stats: dict[str, int] = {}
     seen: set[str] = set()
-    for output in outputs:
-        parsed = parse_output(output)
+    runs = [parse_output(output) for output in outputs]
+    for parsed in runs:
         # Streams may each report making the same directory.
         changes.extend(line for line in parsed["changes"] if line not in seen)
         seen.update(parsed["changes"])
         for key, value in parsed["stats"].items():
             stats[key] = stats.get(key, 0) + value
     # "Total file size" describes the source: the last, full pass's figure.
-    stats["total_file_size"] = parse_output(outputs[-1])["stats"].get("total_file_size", 0)
+    stats["total_file_size"] = runs[-1]["stats"].get("total_file_size", 0)
     return {
         "changed": bool(changes),
         "changes": changes,

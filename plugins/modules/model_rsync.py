@@ -34,7 +34,7 @@ options:
   dest:
     description:
       - The directory to copy to, as rsync takes it, C(user@host:/path) for a remote host.
-      - Created if missing; its parent must exist.
+      - Created if missing. One rsync needs its parent to exist; split over streams, its missing parents are created too.
     type: str
     required: true
   rsh:

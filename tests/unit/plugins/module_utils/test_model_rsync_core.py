@@ -284,9 +284,25 @@ def test_dry_run_lists_and_writes_nothing(tmp_path):
 
 def test_a_failed_stream_names_its_command_and_error(tmp_path):
     src = make_tree(tmp_path / "src")
-    # rsync makes the destination, not its parents: each stream fails.
-    with pytest.raises(RsyncError, match=r"^rsync .* failed with exit code \d+: .*mkdir .*missing/dest"):
-        transfer(params(src, tmp_path / "missing" / "dest", streams=3))
+    with pytest.raises(RsyncError, match=r"^rsync --rsh=false .* failed with exit code \d+: rsync"):
+        transfer(params(src, "root@store.example:/srv/x", rsh="false", streams=3))
+
+
+def test_streams_make_a_local_destination_and_its_parents_first(tmp_path):
+    src = make_tree(tmp_path / "src")
+    result = transfer(params(src, tmp_path / "new" / "store" / "dest", streams=3))
+    assert result["streams"] == 3
+    assert (tmp_path / "new" / "store" / "dest" / "config.json").is_file()
+    (tmp_path / "a-file").write_text("not a directory")
+    with pytest.raises(RsyncError, match=r"could not create .*a-file/dest"):
+        transfer(params(src, tmp_path / "a-file" / "dest", streams=3))
+
+
+def test_one_rsync_needs_the_parent(tmp_path):
+    src = make_tree(tmp_path / "src")
+    # rsync makes the destination, not its parents.
+    with pytest.raises(RsyncError, match=r"failed with exit code \d+: .*mkdir .*missing/dest"):
+        transfer(params(src, tmp_path / "missing" / "dest", streams=1))
 
 
 def test_the_timeout_stops_every_rsync(tmp_path):

@@ -77,6 +77,6 @@ def test_bad_input_fails_before_any_copy(src, tmp_path, args, message):
 
 
 def test_a_failed_rsync_is_a_sentence_not_a_traceback(src, tmp_path):
-    done = run({"src": str(src), "dest": str(tmp_path / "missing" / "dest")})
+    done = run({"src": str(src), "dest": "root@store.example:/srv/models/m", "rsh": "false"})
     assert done.failed
     assert "failed with exit code" in done.result["msg"]
