@@ -295,16 +295,14 @@ def ssh(key: Path, address: str, command: str) -> str:
     return done.stdout
 
 
-def rsync_stat(result: dict, label: str) -> int:
-    """Sum of one --stats figure over every rsync the role ran (JSON callback output)."""
+def rsync_stat(result: dict, key: str) -> int:
+    """Sum of one of model_rsync's ``stats`` over every copy the role ran (JSON callback output)."""
     total = 0
     for play in result["plays"]:
         for task in play["tasks"]:
             for outcome in task["hosts"].values():
                 for item in outcome.get("results", [outcome]):
-                    for line in str(item.get("stdout", "")).splitlines():
-                        if line.startswith(label + ":"):
-                            total += int(line.split(":")[1].split()[0].replace(",", ""))
+                    total += item.get("stats", {}).get(key, 0)
     return total
 
 
@@ -415,7 +413,7 @@ def bench_sync(repeat: int) -> list[tuple[str, str, str]]:
             start = time.perf_counter()
             result = json.loads(model_sync(store_path, "r1", "ansible.posix.json").stdout)
             rerun_times.append(time.perf_counter() - start)
-            data_bytes += rsync_stat(result, "Total transferred file size")
+            data_bytes += rsync_stat(result, "transferred_file_size")
         rerun, bare = statistics.median(rerun_times), statistics.median(bare_times)
         rows.append(
             (
@@ -428,7 +426,7 @@ def bench_sync(repeat: int) -> list[tuple[str, str, str]]:
         before = int(ssh(key, store, f"du -sk {store_path}/bench-model").split()[0])
         ssh(key, source, f"dd if=/dev/urandom of=/srv/src/model/model-00003-of-{SHARDS:05d}.safetensors bs=1M count=1 seek=100 conv=notrunc status=none")
         result = json.loads(model_sync(store_path, "r2", "ansible.posix.json").stdout)
-        sent = rsync_stat(result, "Total bytes sent")
+        sent = rsync_stat(result, "bytes_sent")
         after = int(ssh(key, store, f"du -sk {store_path}/bench-model").split()[0])
         rows.append(("sync: 1 MiB changed in one shard, bytes sent per byte changed", f"{sent} B sent", f"{sent / CHANGED_BYTES:.3f}x"))
         rows.append(("sync: disk the new revision takes per shard size", f"{after - before} KiB", f"{(after - before) * 1024 / SHARD_BYTES:.3f}x"))
